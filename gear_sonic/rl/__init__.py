@@ -1,0 +1,1 @@
+"""rl layer (see DESIGN.md)."""
