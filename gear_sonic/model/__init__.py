@@ -1,7 +1,7 @@
 """The universal-token model (Hugging Face `SonicConfig` / `SonicModel`).
 
-`gear_sonic.model.routing` is importable on its own (torch only); the model classes are loaded
-lazily so that importing the routing does not pull in transformers.
+The model classes are loaded lazily so that importing this package stays cheap; the encoder
+routing rule lives in `gear_sonic.layout.routing`, shared with the environment.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ _LAZY = {
     "SonicOutput": "gear_sonic.model.modeling_sonic",
     "CheckpointMismatchError": "gear_sonic.model.modeling_sonic",
     "check_checkpoint_folder": "gear_sonic.model.modeling_sonic",
-    "sample_encoder_routing": "gear_sonic.model.routing",
-    "single_encoder_routing": "gear_sonic.model.routing",
+    "sample_encoder_routing": "gear_sonic.layout.routing",
+    "single_encoder_routing": "gear_sonic.layout.routing",
 }
 
 __all__ = sorted(_LAZY)

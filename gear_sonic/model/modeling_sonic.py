@@ -18,7 +18,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 from gear_sonic.layout import CRITIC, PROPRIOCEPTION, TOKENIZER_GROUPS
 from gear_sonic.model.configuration_sonic import SonicConfig
 from gear_sonic.model.layers import MLP, GaussianActionHead, RunningMeanStd, TokenQuantizer
-from gear_sonic.model.routing import sample_encoder_routing, single_encoder_routing
+from gear_sonic.layout.routing import sample_encoder_routing, single_encoder_routing
 
 WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"

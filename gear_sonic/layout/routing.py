@@ -5,8 +5,8 @@ human-motion encoder (smpl, soma) never runs alone: the g1 encoder runs beside i
 latents can be aligned by the auxiliary losses, and for smpl the teleop encoder joins with
 probability 0.5. The human token still drives the action.
 
-This module depends on torch tensors only (no `torch.nn`, no transformers), so the environment can
-import it without pulling in the model.
+It lives in `layout` because the environment (which draws routing per episode) and the model
+(which consumes it) both need it; it depends on torch tensors only.
 """
 
 from __future__ import annotations
