@@ -562,6 +562,14 @@ class TrackingEnv:
             "terminations": dict(zip(DONE_REASONS, reasons.unbind(1))),
             "unstable_resets": self.sim.unstable_reset_count,
         }
+        if self.eval_mode:
+            # The frame each env just reached, before finished envs are reset: evaluation metrics need
+            # the terminal frame of every clip.
+            info["eval"] = {
+                "clip": self.eval_clip.clone(),
+                "robot_body_pos": robot.body_pos.clone(),
+                "reference_body_pos": self.reference_body_pos().clone(),
+            }
         done_ids = done.nonzero().squeeze(1)
         if done_ids.numel():
             info["log"] = self._finish_episodes(done_ids, terminated, reasons)

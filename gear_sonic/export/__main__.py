@@ -9,15 +9,7 @@ from pathlib import Path
 
 from gear_sonic.export.onnx_export import export_onnx
 from gear_sonic.model import CheckpointMismatchError, SonicModel
-
-
-def resolve_checkpoint(path: Path) -> Path:
-    """The folder holding config.json: `path` itself, or `path/last` for a training run folder."""
-    if (path / "config.json").exists():
-        return path
-    if (path / "last" / "config.json").exists():
-        return path / "last"
-    raise FileNotFoundError(f"{path}: no config.json here (nor in {path / 'last'}); expected a save_pretrained folder")
+from gear_sonic.model.folders import resolve_checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:

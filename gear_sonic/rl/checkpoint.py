@@ -12,6 +12,7 @@ checkpoint loadable. Nothing here unpickles.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -21,9 +22,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from gear_sonic.model.folders import LAST_LINK, resolve_checkpoint
+
 TRAINING_STATE_TENSORS = "training_state.safetensors"
 TRAINING_STATE_JSON = "training_state.json"
-LAST_LINK = "last"
 
 
 class CheckpointError(RuntimeError):
@@ -63,14 +65,16 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save_checkpoint(model, state: TrainingState, folder: str | Path, resolved_config_yaml: str | None = None) -> Path:
-    """Write `folder` atomically (temporary sibling, then rename)."""
+def save_checkpoint(model, state: TrainingState, folder: str | Path, extra_files: dict[str, str] | None = None) -> Path:
+    """Write `folder` atomically (temporary sibling, then rename); `extra_files` maps names to text
+    written beside the weights (the resolved config, the command-line overrides)."""
     folder = Path(folder)
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    model.save_pretrained(tmp)
+    with _quiet_hub_progress():
+        model.save_pretrained(tmp)
     opt_tensors, opt_meta = _flatten_optimizer(state.optimizer)
     tensors = dict(opt_tensors)
     tensors.update({f"rng.{k}": v.contiguous().cpu() for k, v in state.rng.items()})
@@ -83,8 +87,8 @@ def save_checkpoint(model, state: TrainingState, folder: str | Path, resolved_co
         "extra": state.extra,
     }
     (tmp / TRAINING_STATE_JSON).write_text(json.dumps(meta, indent=1))
-    if resolved_config_yaml is not None:
-        (tmp / "config.yaml").write_text(resolved_config_yaml)
+    for name, text in (extra_files or {}).items():
+        (tmp / name).write_text(text)
     _fsync_files(tmp)
     _fsync_dir(tmp)
     if folder.exists():
@@ -129,14 +133,18 @@ def load_training_state(folder: str | Path) -> TrainingState:
     )
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """Accept a checkpoint folder, or a run folder (then its `last`)."""
-    path = Path(path)
-    if (path / "config.json").is_file():
-        return path.resolve()
-    if (path / LAST_LINK / "config.json").is_file():
-        return (path / LAST_LINK).resolve()
-    raise CheckpointError(f"{path}: not a checkpoint folder (no config.json) and not a run folder with '{LAST_LINK}/'")
+@contextlib.contextmanager
+def _quiet_hub_progress():
+    """save_pretrained draws a progress bar per write; a checkpoint every few iterations makes that noise."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _fsync_files(path: Path) -> None:

@@ -19,15 +19,15 @@ CURVE_FILE = "learning_curve.png"
 # Figures shown in the console line, in this order, when present.
 CONSOLE_KEYS = (
     "throughput/env_steps_per_s",
-    "episode/length",
-    "episode/reward",
+    "episode_length_s",
+    "reward/per_step",
     "loss/policy",
     "loss/value",
     "loss/aux_total",
     "policy/learning_rate",
     "policy/kl",
 )
-CURVE_KEYS = ("episode/reward", "episode/length", "loss/value", "loss/aux_total")
+CURVE_KEYS = ("reward/per_step", "episode_length_s", "loss/value", "loss/aux_total")
 
 
 class TrainingLogger:
@@ -86,7 +86,7 @@ class TrainingLogger:
         eta = elapsed_s / max(done, 1) * remaining
         parts = [f"it {iteration + 1}/{total_iterations}"]
         parts += [f"{k.split('/')[-1]}={_fmt(stats[k])}" for k in CONSOLE_KEYS if k in stats]
-        parts += [f"{k.removeprefix('reward/')}={_fmt(v)}" for k, v in sorted(stats.items()) if k.startswith("reward/")]
+        parts += [f"{k.removeprefix('Episode_Reward/')}={_fmt(v)}" for k, v in sorted(stats.items()) if k.startswith("Episode_Reward/")]
         parts += [f"{k.removeprefix('loss/')}={_fmt(v)}" for k, v in sorted(stats.items()) if k.startswith("loss/aux_") and k != "loss/aux_total"]
         parts.append(f"eta={_fmt_time(eta)}")
         line = " | ".join(parts)

@@ -43,7 +43,7 @@ class Trainer:
         group: ProcessGroup,
         run_dir: Path,
         *,
-        resolved_config_yaml: str | None = None,
+        extra_files: dict[str, str] | None = None,
         wandb_config: dict | None = None,
     ):
         self.env = env
@@ -51,7 +51,7 @@ class Trainer:
         self.cfg = cfg
         self.group = group
         self.run_dir = Path(run_dir)
-        self.resolved_config_yaml = resolved_config_yaml
+        self.extra_files = extra_files
         self.wandb_config = wandb_config
         self.generator = torch.Generator().manual_seed(cfg.seed + group.process_index)
         self.ppo = PPO(model, cfg.ppo, group, self.generator)
@@ -71,7 +71,7 @@ class Trainer:
             env_state=self.env.state_dict(),
             extra={"num_processes": self.group.num_processes},
         )
-        return save_checkpoint(self.model, state, self.run_dir / folder_name, self.resolved_config_yaml)
+        return save_checkpoint(self.model, state, self.run_dir / folder_name, self.extra_files)
 
     def resume(self, checkpoint: str | Path) -> None:
         """Restore optimizer, learning rate, iteration, RNG, env (sampling statistics and, when saved, physics)."""
@@ -122,14 +122,17 @@ class Trainer:
             obs = next_obs
         with torch.no_grad():
             last_value = model.evaluate_value(obs)
+        stats = {k: float(np.mean(v)) for k, v in episode_terms.items()}
+        stats["reward/per_step"] = float(storage.rewards.mean())
         storage.compute_returns(last_value, cfg.gamma, cfg.lam)
         self._obs = obs
-        return {k: float(np.mean(v)) for k, v in episode_terms.items()}
+        return stats
 
     def train(self) -> dict[str, float]:
         cfg = self.cfg
         self.group.broadcast_module_(self.model)
-        self._obs = self.env.reset()
+        if self._obs is None:
+            self._obs = self.env.reset()
         widths = {k: v.shape[-1] for k, v in self._obs.items()}
         storage = RolloutStorage(
             cfg.ppo.num_steps_per_env, self.env.num_envs, widths, self.env.encoder_active.shape[-1], self.env.num_actions
