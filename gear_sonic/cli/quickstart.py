@@ -15,7 +15,7 @@ from pathlib import Path
 from gear_sonic.cli import evaluate, train
 
 EXPERIMENT = "+exp=manager/universal_token/all_modes/sonic_cpu"
-DEFAULT_ITERATIONS = 60
+DEFAULT_ITERATIONS = 100
 
 
 def main(argv: list[str] | None = None) -> int:

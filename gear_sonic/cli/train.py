@@ -3,7 +3,11 @@
 Examples:
     python gear_sonic/train_agent_trl.py +exp=manager/universal_token/all_modes/sonic_cpu use_wandb=false
     accelerate launch --cpu --num_processes 2 gear_sonic/train_agent_trl.py +exp=.../sonic_cpu
+    accelerate launch --cpu --num_machines 2 --num_processes 2 --machine_rank R \
+        --main_process_ip HOST --main_process_port PORT gear_sonic/train_agent_trl.py +exp=...
     python gear_sonic/train_agent_trl.py +exp=.../sonic_release +checkpoint=logs_rl/.../last   # resume
+
+See docs/training.md (multi-process launch, failure handling, checkpoints, exact resume).
 """
 
 from __future__ import annotations
@@ -25,11 +29,13 @@ from gear_sonic.cli.common import (
     share_cores,
     trainer_config_from,
 )
+from gear_sonic.cli.cpu_launch import relaunch_as_workers
 from gear_sonic.envs import TrackingEnv
 from gear_sonic.envs.config import compose_config, env_config_from_dict
 from gear_sonic.model.folders import resolve_checkpoint
 from gear_sonic.rl.checkpoint import TRAINING_STATE_JSON
-from gear_sonic.rl.trainer import Trainer
+from gear_sonic.rl.distributed import PeerFailure, describe_peer_failure
+from gear_sonic.rl.trainer import PARAMETER_DIGESTS_FILE, Trainer, parameter_digest
 
 OVERRIDES_FILE = "overrides.yaml"
 
@@ -83,8 +89,26 @@ def replay(env: TrackingEnv, steps: int) -> dict[str, float]:
     return {k: v / steps for k, v in sums.items()}
 
 
+EXIT_PEER_LOST = 3
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run training; a failed collective (a process died or stalled) ends this process promptly with
+    a clear message and exit code EXIT_PEER_LOST instead of hanging."""
     overrides = list(sys.argv[1:] if argv is None else argv)
+    if argv is None:
+        code = relaunch_as_workers(sys.argv[0], overrides)
+        if code is not None:
+            return code
+    try:
+        return _main(overrides)
+    except PeerFailure as exc:
+        print(describe_peer_failure(exc), file=sys.stderr, flush=True)
+        # Skip interpreter shutdown: tearing down a process group whose peers are gone can block.
+        os._exit(EXIT_PEER_LOST)
+
+
+def _main(overrides: list[str]) -> int:
     quiet_library_progress_bars()
     cfg = compose_config(overrides, "base")
     options = RunOptions.from_config(cfg)
@@ -115,8 +139,11 @@ def main(argv: list[str] | None = None) -> int:
         wandb_config=OmegaConf.to_container(cfg, resolve=True),
     )
     if resume:
-        trainer.resume(checkpoint)
-        say(group, f"resumed from {checkpoint} at iteration {trainer.iteration}")
+        how = trainer.resume(checkpoint)
+        say(group, f"resumed from {checkpoint} at iteration {trainer.iteration}: {how}")
+        if group.num_processes > 1:
+            say(group, f"processes 1..{group.num_processes - 1}: shared state restored (weights, optimizer, sampling "
+                       "statistics); fresh episodes and random streams (the checkpoint holds process 0's exact state)")
     elif checkpoint is not None:
         say(group, f"finetuning from the weights in {checkpoint}")
     if group.is_main:
@@ -128,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                f"model: {options.model.preset} (actor {n_actor / 1e6:.2f}M, critic {n_critic / 1e6:.2f}M parameters)")
     trainer.train()
     env.close()
+    say(group, f"parameters identical on all {group.num_processes} process(es): digest "
+               f"{parameter_digest(model)[:16]} (all digests in {run_dir / PARAMETER_DIGESTS_FILE})")
     say(group, f"checkpoints: {run_dir}/last (latest), {run_dir}/model_step_*; metrics: {run_dir}/metrics.jsonl, "
                f"curve: {run_dir}/learning_curve.png")
     accelerator.end_training()

@@ -778,6 +778,71 @@ class TrackingEnv:
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.sampler.load_state_dict(state)
 
+    # Per-env tensors that make up the episode state (all (N, ...) on the CPU).
+    _EPISODE_TENSORS = (
+        "frame", "start_frame", "resident_clip", "_clip_start", "_clip_last", "episode_step", "action",
+        "prev_action", "default_joint_offset", "_default_joint_pos_env", "_hist_actor", "_hist_critic", "_fresh",
+        "_pelvis_height_ema", "_push_timer_s", "_episode_sums", "encoder_index", "encoder_active",
+        "last_reward_terms",
+    )
+    FULL_STATE_VERSION = 1
+
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        """The complete training state, so a run resumes bit-exactly: sampling statistics
+        (`sampler.`), the resident clip subset, every per-env episode tensor (frames, steps,
+        histories, actions, push timers, routing, EMA, randomised joint offsets), the routing
+        pool, the env's random generator and the simulator's complete state (`sim.`).
+        Only for the simulator backends that implement `full_state_dict` (see `StatefulSimulator`)."""
+        if not hasattr(self.sim, "full_state_dict"):
+            raise NotImplementedError(f"{type(self.sim).__name__} cannot capture its complete state")
+        state = {f"sampler.{k}": v for k, v in self.sampler.state_dict().items()}
+        state.update({f"sim.{k}": v for k, v in self.sim.full_state_dict().items()})
+        state.update({f"episode.{k}": getattr(self, k).clone() for k in self._EPISODE_TENSORS})
+        state["resident_clip_ids"] = self.cache.clip_ids.clone()
+        state["routing_pool_index"] = self._routing_pool[0].clone()
+        state["routing_pool_active"] = self._routing_pool[1].clone()
+        state["counters"] = torch.tensor(
+            [self.FULL_STATE_VERSION, self.num_envs, self._history_slot, self._routing_used, self.iteration]
+        )
+        state["generator"] = self.generator.get_state()
+        return state
+
+    @staticmethod
+    def is_full_state(state: dict[str, torch.Tensor]) -> bool:
+        """True for a `full_state_dict()`, False for a sampling-only `state_dict()`."""
+        return "counters" in state and "generator" in state
+
+    def full_state_num_envs(self, state: dict[str, torch.Tensor]) -> int:
+        return int(state["counters"][1])
+
+    def load_full_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore `full_state_dict()` taken from an env with the same configuration and env count."""
+        if not self.is_full_state(state):
+            raise ValueError("not a full env state (use load_state_dict for sampling statistics alone)")
+        version, num_envs, slot, used, iteration = (int(v) for v in state["counters"])
+        if version != self.FULL_STATE_VERSION:
+            raise ValueError(f"env state version {version}; this code reads version {self.FULL_STATE_VERSION}")
+        if num_envs != self.num_envs:
+            raise ValueError(f"env state holds {num_envs} envs; this env has {self.num_envs}")
+        self.load_state_dict({k.removeprefix("sampler."): v for k, v in state.items() if k.startswith("sampler.")})
+        resident = state["resident_clip_ids"].to(torch.long)
+        if not torch.equal(resident, self.cache.clip_ids):
+            if resident.numel() and int(resident.max()) >= len(self.library):
+                raise ValueError("env state refers to clips beyond this motion library")
+            self.cache = self._load_resident(resident.numpy())
+        for key in self._EPISODE_TENSORS:
+            value, current = state[f"episode.{key}"], getattr(self, key)
+            if value.shape != current.shape or value.dtype != current.dtype:
+                raise ValueError(
+                    f"env state '{key}' is {tuple(value.shape)} {value.dtype}, expected {tuple(current.shape)} "
+                    f"{current.dtype} (a different configuration)"
+                )
+            setattr(self, key, value.clone())
+        self._routing_pool = (state["routing_pool_index"].clone(), state["routing_pool_active"].clone())
+        self._history_slot, self._routing_used, self.iteration = slot, used, iteration
+        self.generator.set_state(state["generator"].clone())
+        self.sim.load_full_state_dict({k.removeprefix("sim."): v for k, v in state.items() if k.startswith("sim.")})
+
     def sync_sampling_statistics(self, group) -> None:
         """Sum the sampling counts of all processes since the last sync; `group.sum_(tensor)`
         all-reduces in place (gear_sonic.rl's process group). SONIC does this every 200 iterations."""

@@ -2,8 +2,10 @@
 
 Layout of one checkpoint folder (so `SonicModel.from_pretrained(folder)` works directly):
     config.json, model.safetensors          the model (Hugging Face format)
-    training_state.safetensors              optimizer moments, RNG states, env sampling statistics
-    training_state.json                     iteration, learning rate, optimizer hyperparameters, numpy RNG
+    training_state.safetensors              optimizer moments (`optimizer.`), RNG states (`rng.`), the env's
+                                            complete state (`env.`: sampling statistics, episodes, MuJoCo
+                                            physics) and the trainer's last observations (`obs.`)
+    training_state.json                     iteration, learning rate, optimizer hyperparameters, run facts
 
 Every folder is first written under a temporary name and renamed when complete. `last` is a symlink
 swapped atomically to the newest `last_XXXXXX` folder, so a SIGKILL at any moment leaves the previous
@@ -16,6 +18,7 @@ import contextlib
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +29,12 @@ from gear_sonic.model.folders import LAST_LINK, resolve_checkpoint
 
 TRAINING_STATE_TENSORS = "training_state.safetensors"
 TRAINING_STATE_JSON = "training_state.json"
+# Test hook (crash-safety tests only): when set to a checkpoint folder name, writing that folder
+# stops half-way (weights written, training state not yet), creates PAUSE_MARKER in the temporary
+# folder and sleeps, so a test can SIGKILL the process at a known point.
+PAUSE_ENV_VAR = "GEAR_SONIC_TEST_PAUSE_IN_CHECKPOINT"
+PAUSE_MARKER = "PAUSED"
+_TMP_INFIX = ".tmp-"
 
 
 class CheckpointError(RuntimeError):
@@ -39,6 +48,7 @@ class TrainingState:
     optimizer: dict
     rng: dict[str, torch.Tensor]
     env_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    observations: dict[str, torch.Tensor] = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
 
@@ -69,16 +79,18 @@ def save_checkpoint(model, state: TrainingState, folder: str | Path, extra_files
     """Write `folder` atomically (temporary sibling, then rename); `extra_files` maps names to text
     written beside the weights (the resolved config, the command-line overrides)."""
     folder = Path(folder)
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    tmp = folder.with_name(f".{folder.name}{_TMP_INFIX}{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     with _quiet_hub_progress():
         model.save_pretrained(tmp)
+    _pause_if_requested(folder, tmp)
     opt_tensors, opt_meta = _flatten_optimizer(state.optimizer)
     tensors = dict(opt_tensors)
     tensors.update({f"rng.{k}": v.contiguous().cpu() for k, v in state.rng.items()})
     tensors.update({f"env.{k}": v.contiguous().cpu() for k, v in state.env_state.items()})
+    tensors.update({f"obs.{k}": v.contiguous().cpu() for k, v in state.observations.items()})
     save_file(tensors, str(tmp / TRAINING_STATE_TENSORS))
     meta = {
         "iteration": state.iteration,
@@ -122,15 +134,45 @@ def load_training_state(folder: str | Path) -> TrainingState:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{meta_path}: not valid JSON ({exc})") from exc
-    tensors = load_file(str(folder / TRAINING_STATE_TENSORS))
+    tensors_path = folder / TRAINING_STATE_TENSORS
+    if not tensors_path.is_file():
+        raise CheckpointError(f"{tensors_path}: missing (the checkpoint is incomplete)")
+    try:
+        tensors = load_file(str(tensors_path))
+    except Exception as exc:  # safetensors raises its own error types for truncated or corrupt files
+        raise CheckpointError(f"{tensors_path}: not a readable safetensors file ({exc})") from exc
     return TrainingState(
         iteration=int(meta["iteration"]),
         learning_rate=float(meta["learning_rate"]),
         optimizer=_unflatten_optimizer({k: v for k, v in tensors.items() if k.startswith("optimizer.")}, meta["optimizer"]),
         rng={k.removeprefix("rng."): v for k, v in tensors.items() if k.startswith("rng.")},
         env_state={k.removeprefix("env."): v for k, v in tensors.items() if k.startswith("env.")},
+        observations={k.removeprefix("obs."): v for k, v in tensors.items() if k.startswith("obs.")},
         extra=meta.get("extra", {}),
     )
+
+
+def remove_stale_temporaries(run_dir: str | Path) -> list[Path]:
+    """Delete temporary checkpoint folders and links left by a process killed while writing."""
+    run_dir = Path(run_dir)
+    removed = []
+    if not run_dir.is_dir():
+        return removed
+    for child in run_dir.iterdir():
+        if child.name.startswith(".") and _TMP_INFIX in child.name:
+            if child.is_symlink() or child.is_file():
+                child.unlink()
+            else:
+                shutil.rmtree(child, ignore_errors=True)
+            removed.append(child)
+    return removed
+
+
+def _pause_if_requested(folder: Path, tmp: Path) -> None:
+    if os.environ.get(PAUSE_ENV_VAR) != folder.name:
+        return
+    (tmp / PAUSE_MARKER).write_text(str(os.getpid()))
+    time.sleep(3600.0)
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "learning_curve.png"
 # Figures shown in the console line, in this order, when present.
 CONSOLE_KEYS = (
+    "world/num_processes",
     "throughput/env_steps_per_s",
     "episode_length_s",
     "reward/per_step",

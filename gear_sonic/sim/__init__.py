@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from gear_sonic.robots import g1
-from gear_sonic.sim.protocol import SimState, Simulator
+from gear_sonic.sim.protocol import SimState, Simulator, StatefulSimulator
 from gear_sonic.sim.torch_threads import single_threaded_torch
 
 BACKENDS = ("mujoco",)
@@ -34,4 +34,4 @@ def make_simulator(
     raise ValueError(f"unknown simulator backend {backend!r}; available: {', '.join(BACKENDS)}")
 
 
-__all__ = ["BACKENDS", "SimState", "Simulator", "make_simulator", "single_threaded_torch"]
+__all__ = ["BACKENDS", "SimState", "Simulator", "StatefulSimulator", "make_simulator", "single_threaded_torch"]

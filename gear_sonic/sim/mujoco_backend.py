@@ -393,6 +393,59 @@ class MujocoSimulator:
         self._body_ipos[np.ix_(ids, bodies)] = self.mj_model.body_ipos[bodies][None] + off
         self._per_env_params = True
 
+    # ----- complete state for exact resume (`gear_sonic.sim.protocol.StatefulSimulator`) ----
+    _PARAM_FIELDS = ("geom_friction", "body_mass", "body_inertia", "body_ipos")
+    _BUFFER_FIELDS = ("qpos", "qvel", "qacc", "act_force", "bodies", "site_xpos", "cfrc_ext", "root_com")
+
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        """Everything the next `step` depends on, as CPU tensors: every env's MuJoCo integration
+        state (`mjSTATE_INTEGRATION`: time, qpos, qvel, act, solver warm start, ctrl, applied
+        forces), the per-env randomised model parameters, the held joint targets, the unstable
+        counters and the gathered read-out buffers (accelerations, torques and contact forces
+        of the last solved step cannot be recomputed from the integration state)."""
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        size = mujoco.mj_stateSize(self.mj_model, spec)
+        physics = np.empty((self.num_envs, size), np.float64)
+        for i, d in enumerate(self._datas):
+            mujoco.mj_getState(self.mj_model, d, physics[i], spec)
+        state = {"mj_integration_state": torch.from_numpy(physics)}
+        state.update({f"param.{k}": torch.from_numpy(getattr(self, f"_{k}").copy()) for k in self._PARAM_FIELDS})
+        state.update({f"buffer.{k}": torch.from_numpy(getattr(self, f"_{k}").copy()) for k in self._BUFFER_FIELDS})
+        state["ctrl"] = torch.from_numpy(self._ctrl.copy())
+        state["clock_s"] = torch.from_numpy(self._time.copy())
+        state["unstable_count"] = self._unstable_count.detach().cpu().clone()
+        state["per_env_params"] = torch.tensor(self._per_env_params)
+        return state
+
+    def load_full_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore `full_state_dict()` of a simulator with the same model and env count."""
+        physics = state["mj_integration_state"].numpy()
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        size = mujoco.mj_stateSize(self.mj_model, spec)
+        if physics.shape != (self.num_envs, size):
+            raise ValueError(
+                f"simulator state holds {physics.shape[0]} envs x {physics.shape[1]} values; this simulator "
+                f"has {self.num_envs} envs x {size} (a different env count or robot model)"
+            )
+        for k in self._PARAM_FIELDS + self._BUFFER_FIELDS:
+            value = state[f"{'param' if k in self._PARAM_FIELDS else 'buffer'}.{k}"].numpy()
+            target = getattr(self, f"_{k}")
+            if value.shape != target.shape:
+                raise ValueError(f"simulator state '{k}' has shape {value.shape}, expected {target.shape}")
+            target[...] = value
+        self._ctrl[...] = state["ctrl"].numpy()
+        self._time[...] = state["clock_s"].numpy()
+        self._unstable_count.copy_(state["unstable_count"].to(self._unstable_count.device))
+        self._per_env_params = bool(state["per_env_params"])
+        model = self._thread_models[0]
+        for i, d in enumerate(self._datas):
+            mujoco.mj_setState(self.mj_model, d, physics[i], spec)
+            self._load_params(model, i)
+            # Recompute the position/velocity stage the next step's mj_step2 continues from; the
+            # read-out buffers were restored verbatim above.
+            mujoco.mj_step1(model, d)
+        self._build_state()
+
     # ----- backend-specific (not part of the protocol) -------------------------------------
     def env_qpos(self, env_id: int) -> np.ndarray:
         """Full MuJoCo qpos of one env, e.g. for rendering."""

@@ -104,3 +104,16 @@ class Simulator(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class StatefulSimulator(Simulator, Protocol):
+    """A simulator whose complete state can be captured and restored, so training resumes exactly."""
+
+    def full_state_dict(self) -> dict[str, torch.Tensor]:
+        """Every value the next `step` depends on, as CPU tensors (for a safetensors checkpoint)."""
+        ...
+
+    def load_full_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore a `full_state_dict()` taken from a simulator with the same model and env count."""
+        ...
