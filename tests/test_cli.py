@@ -39,6 +39,10 @@ def test_training_writes_checkpoints_logs_and_curve(trained_run):
     assert last.is_symlink() and (last / "config.json").is_file() and (last / "model.safetensors").is_file()
     assert (last / "training_state.json").is_file() and (last / "config.yaml").is_file()
     assert json.loads((last / "training_state.json").read_text())["iteration"] == 2
+    # The final iteration is due for both names: written once, published twice.
+    step = trained_run / "model_step_000002"
+    for name in ("model.safetensors", "training_state.safetensors", "config.yaml"):
+        assert (step / name).samefile(last / name)
     records = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in records] == [0, 1]
     assert all("loss/value" in r and "throughput/env_steps_per_s" in r for r in records)

@@ -152,6 +152,23 @@ def load_training_state(folder: str | Path) -> TrainingState:
     )
 
 
+def link_checkpoint(source: str | Path, folder: str | Path) -> Path:
+    """Publish an already written checkpoint under a second name (hard links, then an atomic rename),
+    so an iteration due for both `model_step_` and `last_` is serialised once. Checkpoint files are
+    never modified in place, only replaced or deleted, so the two names cannot affect each other."""
+    source, folder = Path(source), Path(folder)
+    tmp = folder.with_name(f".{folder.name}{_TMP_INFIX}{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(source, tmp, copy_function=os.link)
+    _fsync_dir(tmp)
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    _fsync_dir(folder.parent)
+    return folder
+
+
 def remove_stale_temporaries(run_dir: str | Path) -> list[Path]:
     """Delete temporary checkpoint folders and links left by a process killed while writing."""
     run_dir = Path(run_dir)

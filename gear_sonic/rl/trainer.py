@@ -20,6 +20,7 @@ import torch
 
 from gear_sonic.rl.checkpoint import (
     TrainingState,
+    link_checkpoint,
     load_training_state,
     remove_stale_temporaries,
     save_checkpoint,
@@ -167,10 +168,12 @@ class Trainer:
         if not self.group.is_main:
             return
         it = self.iteration
+        step_folder = None
         if it % self.cfg.save_interval == 0 or final:
-            self.save(f"model_step_{it:06d}")
+            step_folder = self.save(f"model_step_{it:06d}")
         if it % self.cfg.last_save_interval == 0 or final:
-            target = self.save(f"last_{it:06d}")
+            name = f"last_{it:06d}"
+            target = link_checkpoint(step_folder, self.run_dir / name) if step_folder else self.save(name)
             link = self.run_dir / "last"
             previous = link.resolve() if link.is_symlink() else None
             update_last_link(self.run_dir, target)
