@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 from gear_sonic.cli import evaluate, train
 
@@ -26,18 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--logs-dir", default="logs_rl", help="where the run folder goes")
     args, extra = parser.parse_known_args(argv)
 
-    started = time.strftime("%Y%m%d_%H%M%S")
     overrides = [EXPERIMENT, "headless=True", "use_wandb=false", f"logs_dir={args.logs_dir}",
                  f"++algo.config.num_learning_iterations={args.iterations}", *extra]
     if args.num_envs:
         overrides.append(f"num_envs={args.num_envs}")
     print(f"[1/3] training: python gear_sonic/train_agent_trl.py {' '.join(overrides)}", flush=True)
     t0 = time.perf_counter()
-    train.main(overrides)
-    runs = sorted(p for p in (Path(args.logs_dir) / "TRL_G1_Track").glob("sonic_cpu-*") if p.name >= f"sonic_cpu-{started}")
-    if not runs:
-        raise SystemExit(f"no run folder was written under {args.logs_dir}/TRL_G1_Track")
-    checkpoint = runs[-1] / "last"
+    run_dir = train.run(overrides)
+    checkpoint = run_dir / "last"
     t1 = time.perf_counter()
 
     eval_args = [f"+checkpoint={checkpoint}", "+headless=True", "++eval_callbacks=im_eval", "++num_envs=17",
@@ -54,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     resolved = checkpoint.resolve()
     metrics = json.loads((resolved / "eval" / "metrics.json").read_text())["metrics"]
     print("\nsummary")
-    print(f"  run folder     {runs[-1]}  (training {t1 - t0:.0f} s, evaluation {t2 - t1:.0f} s, export {t3 - t2:.0f} s)")
+    print(f"  run folder     {run_dir}  (training {t1 - t0:.0f} s, evaluation {t2 - t1:.0f} s, export {t3 - t2:.0f} s)")
     print(f"  checkpoint     {checkpoint} -> {resolved.name}  (SonicModel.from_pretrained works on it)")
-    print(f"  metrics        {runs[-1] / 'metrics.jsonl'}, curve {runs[-1] / 'learning_curve.png'}")
+    print(f"  metrics        {run_dir / 'metrics.jsonl'}, curve {run_dir / 'learning_curve.png'}")
     for encoder, m in metrics.items():
         print(f"  eval[{encoder:<6}] success_rate={m['success_rate']:.3f} mpjpe_l={m['mpjpe_l']:.1f} mm "
               f"mpjpe_g={m['mpjpe_g']:.1f} mm  ({resolved / 'eval' / f'metrics_{encoder}.json'})")

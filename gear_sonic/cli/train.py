@@ -101,14 +101,16 @@ def main(argv: list[str] | None = None) -> int:
         if code is not None:
             return code
     try:
-        return _main(overrides)
+        run(overrides)
+        return 0
     except PeerFailure as exc:
         print(describe_peer_failure(exc), file=sys.stderr, flush=True)
         # Skip interpreter shutdown: tearing down a process group whose peers are gone can block.
         os._exit(EXIT_PEER_LOST)
 
 
-def _main(overrides: list[str]) -> int:
+def run(overrides: list[str]) -> Path | None:
+    """Train (or replay) with Hydra overrides in this process; returns the run folder (None for replay)."""
     quiet_library_progress_bars()
     cfg = compose_config(overrides, "base")
     options = RunOptions.from_config(cfg)
@@ -124,7 +126,7 @@ def _main(overrides: list[str]) -> int:
         for name, value in means.items():
             say(group, f"  {name:<32}{value:10.4f}")
         env.close()
-        return 0
+        return None
 
     checkpoint = resolve_checkpoint(options.checkpoint) if options.checkpoint else None
     resume = checkpoint is not None and (checkpoint / TRAINING_STATE_JSON).is_file()
@@ -160,7 +162,7 @@ def _main(overrides: list[str]) -> int:
     say(group, f"checkpoints: {run_dir}/last (latest), {run_dir}/model_step_*; metrics: {run_dir}/metrics.jsonl, "
                f"curve: {run_dir}/learning_curve.png")
     accelerator.end_training()
-    return 0
+    return run_dir
 
 
 if __name__ == "__main__":
