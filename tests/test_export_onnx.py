@@ -33,7 +33,13 @@ def release_export(tmp_path_factory):
 @pytest.fixture(scope="module")
 def soma_export(tmp_path_factory):
     torch.manual_seed(1)
-    model = SonicModel(SonicConfig.from_preset("sonic_cpu", encoder_names=["g1", "teleop", "smpl", "soma"])).eval()
+    names = ["g1", "teleop", "smpl", "soma"]
+    model = SonicModel(SonicConfig.from_preset(
+        "sonic_cpu", encoder_names=names, normalize_encoder_inputs=True, normalize_latents=True)).eval()
+    # Non-trivial encoder-input statistics, so the exported normalisers are exercised.
+    obs = {n: torch.randn(256, group(n).width) * 1.5 + 0.3 for n in [*names, "critic", "proprioception"]}
+    model.update_normalizer(obs, encoder_index=torch.arange(256) % len(names))
+    assert model.decoder[0].count.item() == 256 and model.encoders["soma"][0].count.item() == 256
     out = tmp_path_factory.mktemp("soma_onnx")
     return model, out, export_onnx(model, out, prefix="small")
 

@@ -177,7 +177,7 @@ def test_critic_normalizer_matches_numpy_and_syncs():
     rng = np.random.default_rng(0)
     batches = [rng.normal(3.0, 2.0, size=(64, group("critic").width)).astype(np.float32) for _ in range(3)]
     for b in batches:
-        model.update_normalizer({"critic": torch.from_numpy(b)})
+        model.update_normalizer(torch.from_numpy(b))  # a tensor: the critic's observations
     everything = np.concatenate(batches)
     state = model.normalizer_state()
     assert state["count"].item() == 192
@@ -200,8 +200,9 @@ def test_critic_normalizer_matches_numpy_and_syncs():
         assert torch.equal(a.normalizer_state()[key], b.normalizer_state()[key])
     np.testing.assert_allclose(a.normalizer_state()["mean"].numpy(), np.concatenate(batches[:2]).mean(0), atol=1e-5)
     # Local updates during a rollout, then one sync: the union of both processes' batches.
-    a2 = SonicModel(SonicConfig.from_preset("sonic_cpu"))
-    b2 = SonicModel(SonicConfig.from_preset("sonic_cpu"))
+    # (no decoder-input normaliser here: the stand-in group below sums the critic's moments only)
+    a2 = SonicModel(SonicConfig.from_preset("sonic_cpu", normalize_decoder_inputs=False))
+    b2 = SonicModel(SonicConfig.from_preset("sonic_cpu", normalize_decoder_inputs=False))
     a2.update_normalizer(xa)  # an earlier, already synced batch on both
     b2.update_normalizer(xa)
     a2.sync_normalizer(lambda t: t)  # single-process sum: the identity
@@ -235,7 +236,9 @@ def test_critic_normalizer_matches_numpy_and_syncs():
 
 
 def test_decoder_width_is_release_width(cpu_model):
-    assert cpu_model.decoder[0].in_features == DECODER_INPUT_WIDTH == 994
+    first_linear = next(m for m in cpu_model.decoder if isinstance(m, torch.nn.Linear))
+    assert first_linear.in_features == DECODER_INPUT_WIDTH == 994
+    assert cpu_model.decoder[0].dim == 994  # the CPU preset normalises the decoder's inputs
 
 
 def test_routing_module_imports_without_transformers_for_the_env():
@@ -245,3 +248,76 @@ def test_routing_module_imports_without_transformers_for_the_env():
     code = "import sys, gear_sonic.layout.routing; print('transformers' in sys.modules, 'vector_quantize_pytorch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]
+
+
+def test_latent_norm_and_encoder_input_normalisers():
+    torch.manual_seed(0)
+    plain = SonicModel(SonicConfig.from_preset("sonic_cpu", normalize_latents=False, normalize_encoder_inputs=False,
+                                               normalize_decoder_inputs=False))
+    model = SonicModel(SonicConfig.from_preset("sonic_cpu", normalize_latents=True, normalize_encoder_inputs=True,
+                                               normalize_decoder_inputs=True))
+    # None adds trainable parameters; without them the encoders and decoder keep SONIC's key names.
+    assert plain.parameter_counts() == model.parameter_counts()
+    assert {"encoders.g1.0.weight", "decoder.0.weight"} <= set(plain.state_dict())
+    assert {"encoders.g1.0.mean", "decoder.0.mean"} <= set(model.state_dict())
+
+    generator = torch.Generator().manual_seed(3)
+    # Inputs that differ little between envs compared with their common offset, as motion commands do.
+    obs = {name: torch.randn(64, group(name).width, generator=generator) * 0.05 + 1.0 for name in GROUPS}
+    with pytest.raises(ValueError, match="pass encoder_index"):
+        model.update_normalizer(obs)  # the decoder-input normaliser needs each env's driving encoder
+    model.update_normalizer(obs, encoder_index=torch.zeros(64, dtype=torch.long))
+    model.sync_normalizer(lambda t: t)
+    normalizer = model.encoders["g1"][0]
+    np.testing.assert_allclose(normalizer.mean.numpy(), obs["g1"].mean(0).numpy(), rtol=1e-5, atol=1e-5)
+    assert normalizer.count.item() == 64 and model.critic_normalizer.count.item() == 64
+
+    active = torch.ones(64, 3, dtype=torch.bool)
+    latents, _ = model.encode(obs, active)
+    per_token = latents.reshape(64, 3, 2, 32)
+    assert per_token.mean(-1).abs().max() < 1e-5
+    assert (per_token.var(-1, unbiased=False) - 1).abs().max() < 1e-2  # layer-norm eps 1e-5 vs raw variance ~3e-3
+    # The encoder is exactly: normalise inputs -> MLP -> per-token layer norm.
+    x = obs["teleop"]
+    normed_in = (x - model.encoders["teleop"][0].mean) / (model.encoders["teleop"][0].var.sqrt() + 0.01)
+    mlp_out = torch.nn.Sequential(*list(model.encoders["teleop"])[1:-1])(normed_in).reshape(64, 2, 32)
+    expected = torch.nn.functional.layer_norm(mlp_out, (32,)).reshape(64, 64)
+    assert torch.allclose(latents[:, 1], expected, atol=1e-5)
+
+    # Raw latents of such inputs stay within one FSQ level across envs; normalised ones span several.
+    with torch.no_grad():
+        raw_tokens = plain.encode_tokens(obs, "g1")
+        tokens = model.encode_tokens(obs, "g1")
+    step = 1 / 16  # FSQ spacing of 32 levels on [-1, 1)
+    print(f"token std across envs: plain {raw_tokens.std(0).mean():.4f}, normalised {tokens.std(0).mean():.4f}")
+    assert tokens.std(0).mean() > 2 * step and raw_tokens.std(0).mean() < step / 2
+
+    # Two processes (identical weights) with different local batches end with the union's
+    # encoder-input and decoder-input statistics.
+    config = SonicConfig.from_preset("sonic_cpu", normalize_encoder_inputs=True, normalize_decoder_inputs=True)
+    a, b = (SonicModel(config), SonicModel(config))
+    b.load_state_dict(a.state_dict())
+    driving = torch.arange(64) % 3
+    a.update_normalizer({k: v[:40] for k, v in obs.items()}, encoder_index=driving[:40])
+    b.update_normalizer({k: v[40:] for k, v in obs.items()}, encoder_index=driving[40:])
+    heads = ["critic_normalizer", *(f"encoders.{n}.0" for n in a.encoder_names), "decoder.0"]
+    pending = {id(m): [m.get_submodule(h)._pending.clone() for h in heads] for m in (a, b)}
+
+    class Peer:  # the trainer's process group: an in-place sum with the other process's tensors, in call order
+        def __init__(self, tensors):
+            self.tensors = list(tensors)
+
+        def sum_(self, t):
+            return t.add_(self.tensors.pop(0))
+
+    a.sync_normalizer(Peer(pending[id(b)]))
+    b.sync_normalizer(Peer(pending[id(a)]))
+    for head in heads:
+        assert torch.equal(a.get_submodule(head).mean, b.get_submodule(head).mean), head
+    for name in a.encoder_names:
+        np.testing.assert_allclose(a.encoders[name][0].mean.numpy(), obs[name].mean(0).numpy(), rtol=1e-5, atol=1e-5)
+    # The decoder's inputs are [token | proprioception]; the tokens were taken with each process's
+    # pre-sync encoder statistics, so only the proprioception half has a closed form here.
+    np.testing.assert_allclose(a.decoder[0].mean[64:].numpy(), obs["proprioception"].mean(0).numpy(), rtol=1e-5,
+                               atol=1e-5)
+    assert a.decoder[0].count.item() == 64 and a.decoder[0].var[:64].mean() > 0

@@ -24,12 +24,15 @@ def trained_looking_model(preset: str = "sonic_cpu", **overrides) -> SonicModel:
     model = SonicModel(SonicConfig.from_preset(preset, **overrides))
     with torch.no_grad():
         model.action_head.std.copy_(torch.linspace(0.01, 0.3, 29))
-    model.update_normalizer(torch.randn(50, group("critic").width) * 3 + 1)
+    names = [*model.encoder_names, "critic", "proprioception"]
+    model.update_normalizer({n: torch.randn(50, group(n).width) * 3 + 1 for n in names},
+                            encoder_index=torch.arange(50) % len(model.encoder_names))
     return model
 
 
 def test_round_trip_is_bit_exact(tmp_path):
-    model = trained_looking_model(encoder_names=["g1", "teleop", "smpl", "soma"])
+    model = trained_looking_model(encoder_names=["g1", "teleop", "smpl", "soma"], normalize_encoder_inputs=True,
+                                  normalize_latents=True)
     model.save_pretrained(tmp_path / "ckpt")
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["config.json", "model.safetensors"]
     loaded = SonicModel.from_pretrained(tmp_path / "ckpt")

@@ -51,6 +51,11 @@ class SonicConfig(PreTrainedConfig):
     Token: `num_tokens` tokens of `len(fsq_levels)` FSQ dimensions each, flattened to
     `token_dim` (64 for the release). Action std is state independent, initialised to
     `init_action_std` and clamped to [`min_action_std`, `max_action_std`].
+    `normalize_latents` ends every encoder with a parameter-free per-token layer norm
+    (`TokenLayerNorm`); `normalize_encoder_inputs` / `normalize_decoder_inputs` start every
+    encoder / the action decoder with a running mean/std normaliser of its inputs (statistics kept
+    like the critic's, eps `critic_normalizer_eps`). All three are off in the release presets,
+    whose encoders and decoder are plain MLPs as SONIC's.
     """
 
     model_type = "gear_sonic"
@@ -63,6 +68,9 @@ class SonicConfig(PreTrainedConfig):
     activation: str = "silu"
     num_tokens: int = 2
     fsq_levels: list[int] = field(default_factory=lambda: [32] * 32)
+    normalize_latents: bool = False
+    normalize_encoder_inputs: bool = False
+    normalize_decoder_inputs: bool = False
     action_dim: int = 29
     init_action_std: float = 0.05
     min_action_std: float = 0.001
@@ -140,8 +148,30 @@ class SonicConfig(PreTrainedConfig):
                 # Wider exploration than the release's 0.05: with few samples per iteration the
                 # KL-bounded policy steps scale with the std, so 0.05 barely moves in 30 minutes.
                 "init_action_std": 0.3,
+                # The small encoders' raw latents vary between motions by ~0.01, a sixth of an FSQ
+                # step, so every env got the same token and the decoder learnt to ignore it.
+                "normalize_latents": True,
+                # The token varies between envs by ~0.1 against proprioception of order 1; normalised
+                # decoder inputs let the policy gradient reach the token's weights.
+                "normalize_decoder_inputs": True,
+                # At SONIC's weights (reconstruction 0.01, alignment 1.0) the alignment terms pull every
+                # latent onto one code within ~100 iterations at this scale; reconstruction 1.0 and
+                # alignment 0.1 keep the token carrying the motion.
+                "aux_loss_coefs": {
+                    **DEFAULT_AUX_LOSS_COEFS,
+                    "g1_recon": 1.0,
+                    "align_g1_smpl": 0.1,
+                    "align_g1_teleop": 0.1,
+                    "align_teleop_smpl": 0.1,
+                    "cycle_smpl_g1": 0.1,
+                    "align_g1_soma": 0.1,
+                },
             }
         else:
             raise ValueError(f"unknown SonicConfig preset '{name}'; known: {list(PRESET_NAMES)}")
-        kwargs.update(copy.deepcopy(overrides))
+        overrides = copy.deepcopy(overrides)
+        if "aux_loss_coefs" in overrides:  # a partial dict adjusts the preset's coefficients
+            overrides["aux_loss_coefs"] = {**kwargs.get("aux_loss_coefs", DEFAULT_AUX_LOSS_COEFS),
+                                           **overrides["aux_loss_coefs"]}
+        kwargs.update(overrides)
         return cls(preset=name, **kwargs)

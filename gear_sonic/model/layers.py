@@ -32,6 +32,24 @@ class MLP(nn.Sequential):
         self.in_dim, self.out_dim = in_dim, out_dim
 
 
+class TokenLayerNorm(nn.Module):
+    """Parameter-free layer norm of each token's FSQ dimensions: zero mean, unit variance per token.
+
+    Placed after an encoder's last linear layer it fixes the latents' scale to the FSQ bound's
+    working range (tanh(1) x 15.5 = 11.8 levels), so tokens differ between motions from the first
+    iteration and the alignment losses cannot be met by shrinking every latent towards zero.
+    """
+
+    def __init__(self, num_tokens: int, token_size: int, eps: float = 1e-5):
+        super().__init__()
+        self.num_tokens, self.token_size, self.eps = num_tokens, token_size, eps
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        # Shape-free reshapes keep Shape/Gather ops out of the exported ONNX graph.
+        per_token = latent.unflatten(-1, (self.num_tokens, self.token_size))
+        return nn.functional.layer_norm(per_token, (self.token_size,), eps=self.eps).flatten(-2)
+
+
 class TokenQuantizer(nn.Module):
     """Finite scalar quantisation of `num_tokens` x `len(levels)` latents (vector-quantize-pytorch's FSQ).
 

@@ -17,7 +17,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 
 from gear_sonic.layout import CRITIC, PROPRIOCEPTION, TOKENIZER_GROUPS
 from gear_sonic.model.configuration_sonic import SonicConfig
-from gear_sonic.model.layers import MLP, GaussianActionHead, RunningMeanStd, TokenQuantizer
+from gear_sonic.model.layers import MLP, GaussianActionHead, RunningMeanStd, TokenLayerNorm, TokenQuantizer
 from gear_sonic.layout.routing import sample_encoder_routing, single_encoder_routing
 
 WEIGHTS_NAME = "model.safetensors"
@@ -67,7 +67,8 @@ class SonicModel(PreTrainedModel):
     """The universal-token controller.
 
     Sub-modules (the names are the safetensors key prefixes):
-    - `encoders[name]`: MLP from that modality's layout group to `num_tokens` x FSQ-dim latents;
+    - `encoders[name]`: MLP from that modality's layout group to `num_tokens` x FSQ-dim latents
+      (with `normalize_latents`, ending in a parameter-free per-token layer norm);
     - `quantizer`: FSQ, latents -> quantised token (N, 64);
     - `decoder` (SONIC's `g1_dyn`): token + proprioception (994) -> 29 action means;
     - `kin_decoder` (SONIC's `g1_kin`, training only): token -> the g1 encoder's 640 inputs;
@@ -91,8 +92,15 @@ class SonicModel(PreTrainedModel):
                 for name in self.encoder_names
             }
         )
+        for name, encoder in self.encoders.items():
+            if config.normalize_encoder_inputs:
+                encoder.insert(0, RunningMeanStd(TOKENIZER_GROUPS[name].width, config.critic_normalizer_eps))
+            if config.normalize_latents:
+                encoder.append(TokenLayerNorm(config.num_tokens, config.fsq_dim))
         self.quantizer = TokenQuantizer(config.fsq_levels, config.num_tokens)
         self.decoder = MLP(token_dim + PROPRIOCEPTION.width, config.decoder_hidden_dims, config.action_dim, config.activation)
+        if config.normalize_decoder_inputs:
+            self.decoder.insert(0, RunningMeanStd(token_dim + PROPRIOCEPTION.width, config.critic_normalizer_eps))
         self.kin_decoder = MLP(token_dim, config.kin_decoder_hidden_dims, TOKENIZER_GROUPS["g1"].width, config.activation)
         self.action_head = GaussianActionHead(
             config.action_dim, config.init_action_std, config.min_action_std, config.max_action_std
@@ -317,11 +325,35 @@ class SonicModel(PreTrainedModel):
         """Critic value (N,) of the running-normalised privileged observations."""
         return self.critic(self.critic_normalizer(self._group(obs, "critic"))).squeeze(-1)
 
-    # ------------------------------------------------------------------ critic normalisation
-    def update_normalizer(self, obs: dict[str, torch.Tensor] | torch.Tensor, all_reduce_sum=None) -> None:
-        """Merge a batch of critic observations into the running statistics (see `RunningMeanStd.update`)."""
+    # ------------------------------------------------------------------ running normalisation
+    def _actor_input_normalizers(self) -> dict[str, RunningMeanStd]:
+        """The optional running normalisers at the head of the encoders and the decoder, by module name."""
+        heads = {f"encoders.{name}": enc[0] for name, enc in self.encoders.items()}
+        heads["decoder"] = self.decoder[0]
+        return {name: head for name, head in heads.items() if isinstance(head, RunningMeanStd)}
+
+    @torch.no_grad()
+    def update_normalizer(
+        self,
+        obs: dict[str, torch.Tensor] | torch.Tensor,
+        all_reduce_sum=None,
+        encoder_index: torch.Tensor | None = None,
+    ) -> None:
+        """Merge a batch into the running statistics (see `RunningMeanStd.update`): the critic's
+        observations and, when the model has them, every encoder's inputs present in `obs` and the
+        decoder's inputs (the token of each env's driving encoder `encoder_index` + proprioception)."""
+        normalizers = self._actor_input_normalizers() if isinstance(obs, dict) else {}
+        if "decoder" in normalizers and encoder_index is None:
+            raise ValueError("update_normalizer: this model normalises its decoder inputs, whose token depends on "
+                             "each env's driving encoder; pass encoder_index")
         critic_obs = obs["critic"] if isinstance(obs, dict) else obs
         self.critic_normalizer.update(critic_obs, all_reduce_sum)
+        for name in self.encoder_names:
+            if f"encoders.{name}" in normalizers and name in obs:
+                normalizers[f"encoders.{name}"].update(obs[name], all_reduce_sum)
+        if "decoder" in normalizers:
+            token = self.encode_tokens(obs, encoder_index)
+            normalizers["decoder"].update(torch.cat([token, self._group(obs, "proprioception")], -1), all_reduce_sum)
 
     def sync_normalizer(self, all_reduce_sum) -> None:
         """Collective: combine every process's local `update_normalizer` calls since the last sync.
@@ -331,6 +363,8 @@ class SonicModel(PreTrainedModel):
         """
         reduce = getattr(all_reduce_sum, "sum_", all_reduce_sum)
         self.critic_normalizer.sync(reduce)
+        for normalizer in self._actor_input_normalizers().values():
+            normalizer.sync(reduce)
 
     def normalizer_state(self) -> dict[str, torch.Tensor]:
         """{"count": () float64, "mean": (1645,), "var": (1645,)} copies of the critic statistics."""

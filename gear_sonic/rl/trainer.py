@@ -205,7 +205,7 @@ class Trainer:
         for _ in range(cfg.num_steps_per_env):
             t0 = time.perf_counter()
             with torch.no_grad():
-                model.update_normalizer(obs)
+                model.update_normalizer(obs, encoder_index=env.encoder_index)
                 out = model(obs, env.encoder_index, env.encoder_active)
             t1 = time.perf_counter()
             encoder_index, encoder_active = env.encoder_index.clone(), env.encoder_active.clone()
