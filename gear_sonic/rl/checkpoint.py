@@ -79,9 +79,7 @@ def save_checkpoint(model, state: TrainingState, folder: str | Path, extra_files
     """Write `folder` atomically (temporary sibling, then rename); `extra_files` maps names to text
     written beside the weights (the resolved config, the command-line overrides)."""
     folder = Path(folder)
-    tmp = folder.with_name(f".{folder.name}{_TMP_INFIX}{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = _fresh_temporary(folder)
     tmp.mkdir(parents=True)
     with _quiet_hub_progress():
         model.save_pretrained(tmp)
@@ -102,12 +100,7 @@ def save_checkpoint(model, state: TrainingState, folder: str | Path, extra_files
     for name, text in (extra_files or {}).items():
         (tmp / name).write_text(text)
     _fsync_files(tmp)
-    _fsync_dir(tmp)
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
-    _fsync_dir(folder.parent)
-    return folder
+    return _publish(tmp, folder)
 
 
 def update_last_link(run_dir: str | Path, target: str | Path) -> Path:
@@ -157,10 +150,21 @@ def link_checkpoint(source: str | Path, folder: str | Path) -> Path:
     so an iteration due for both `model_step_` and `last_` is serialised once. Checkpoint files are
     never modified in place, only replaced or deleted, so the two names cannot affect each other."""
     source, folder = Path(source), Path(folder)
+    tmp = _fresh_temporary(folder)
+    shutil.copytree(source, tmp, copy_function=os.link)
+    return _publish(tmp, folder)
+
+
+def _fresh_temporary(folder: Path) -> Path:
+    """This process's temporary sibling of `folder` (hidden, marked for `remove_stale_temporaries`), emptied."""
     tmp = folder.with_name(f".{folder.name}{_TMP_INFIX}{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
-    shutil.copytree(source, tmp, copy_function=os.link)
+    return tmp
+
+
+def _publish(tmp: Path, folder: Path) -> Path:
+    """Make the complete `tmp` durable and rename it to `folder`, replacing any previous one."""
     _fsync_dir(tmp)
     if folder.exists():
         shutil.rmtree(folder)
