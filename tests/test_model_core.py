@@ -21,6 +21,17 @@ def random_obs(num_envs: int, seed: int = 0, groups=GROUPS) -> dict[str, torch.T
     return {name: torch.randn(num_envs, group(name).width, generator=generator) for name in groups}
 
 
+class PeerSum:
+    """What the trainer's process group offers (an in-place `sum_`) for two processes: each call adds
+    the other process's next tensor, in the order its collectives are issued."""
+
+    def __init__(self, peer_tensors: list[torch.Tensor]):
+        self.peer_tensors = list(peer_tensors)
+
+    def sum_(self, t: torch.Tensor) -> torch.Tensor:
+        return t.add_(self.peer_tensors.pop(0))
+
+
 @pytest.fixture(scope="module")
 def cpu_model() -> SonicModel:
     torch.manual_seed(0)
@@ -200,7 +211,7 @@ def test_critic_normalizer_matches_numpy_and_syncs():
         assert torch.equal(a.normalizer_state()[key], b.normalizer_state()[key])
     np.testing.assert_allclose(a.normalizer_state()["mean"].numpy(), np.concatenate(batches[:2]).mean(0), atol=1e-5)
     # Local updates during a rollout, then one sync: the union of both processes' batches.
-    # (no decoder-input normaliser here: the stand-in group below sums the critic's moments only)
+    # (no decoder-input normaliser here: the peer below offers the critic's moments only)
     a2 = SonicModel(SonicConfig.from_preset("sonic_cpu", normalize_decoder_inputs=False))
     b2 = SonicModel(SonicConfig.from_preset("sonic_cpu", normalize_decoder_inputs=False))
     a2.update_normalizer(xa)  # an earlier, already synced batch on both
@@ -212,16 +223,8 @@ def test_critic_normalizer_matches_numpy_and_syncs():
     a2.update_normalizer(xb[40:])
     b2.update_normalizer(xc)
     pending_a, pending_b = a2.critic_normalizer._pending.clone(), b2.critic_normalizer._pending.clone()
-
-    class Group:  # what the trainer's process group offers: an in-place sum
-        def __init__(self, other):
-            self.other = other
-
-        def sum_(self, t):
-            return t.add_(self.other)
-
-    a2.sync_normalizer(Group(pending_b))
-    b2.sync_normalizer(Group(pending_a))
+    a2.sync_normalizer(PeerSum([pending_b]))
+    b2.sync_normalizer(PeerSum([pending_a]))
     union = np.concatenate([batches[0], batches[1], batches[2]])
     for m in (a2, b2):
         assert m.normalizer_state()["count"].item() == 192
@@ -302,16 +305,8 @@ def test_latent_norm_and_encoder_input_normalisers():
     b.update_normalizer({k: v[40:] for k, v in obs.items()}, encoder_index=driving[40:])
     heads = ["critic_normalizer", *(f"encoders.{n}.0" for n in a.encoder_names), "decoder.0"]
     pending = {id(m): [m.get_submodule(h)._pending.clone() for h in heads] for m in (a, b)}
-
-    class Peer:  # the trainer's process group: an in-place sum with the other process's tensors, in call order
-        def __init__(self, tensors):
-            self.tensors = list(tensors)
-
-        def sum_(self, t):
-            return t.add_(self.tensors.pop(0))
-
-    a.sync_normalizer(Peer(pending[id(b)]))
-    b.sync_normalizer(Peer(pending[id(a)]))
+    a.sync_normalizer(PeerSum(pending[id(b)]))
+    b.sync_normalizer(PeerSum(pending[id(a)]))
     for head in heads:
         assert torch.equal(a.get_submodule(head).mean, b.get_submodule(head).mean), head
     for name in a.encoder_names:
